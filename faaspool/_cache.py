@@ -1,0 +1,79 @@
+"""The module-scope cache: one client per resolved configuration and process."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from typing import Any
+
+from . import _config
+from ._config import Config
+from .client import Redis
+
+_clients: dict[tuple[Config, int], Redis] = {}
+_resolved: dict[Any, Config] = {}
+_lock = threading.Lock()
+
+
+def get_redis(url: str | None = None, **options: Any) -> Redis:
+    """The cached `redis.Redis` for this configuration, created on first call.
+
+    Lazy: nothing connects until the first command. The same URL and options return
+    the same client for the life of the process; a forked child gets a fresh one.
+    ``url`` defaults to ``$REDIS_URL``; options are listed in the README and may also
+    come from ``FAASPOOL_<OPTION>`` variables (read when a configuration is first seen).
+    """
+    return client_for(resolve(url, options))
+
+
+def resolve(url: str | None, options: dict[str, Any]) -> Config:
+    """`_config.resolve`, memoised on the arguments and ``$REDIS_URL``."""
+    try:
+        key: Any = (url, os.environ.get(_config.URL_ENV), frozenset(options.items()))
+        hash(key)
+    except TypeError:
+        return _config.resolve(url, options)
+    config = _resolved.get(key)
+    if config is None:
+        config = _config.resolve(url, options)
+        _resolved[key] = config
+    return config
+
+
+def client_for(config: Config) -> Redis:
+    """The cached client for an already resolved configuration."""
+    key = (config, os.getpid())
+    client = _clients.get(key)
+    if client is None:
+        with _lock:
+            client = _clients.get(key)
+            if client is None:
+                _drop_other_processes()
+                client = Redis.from_config(config)
+                _clients[key] = client
+    return client
+
+
+def _drop_other_processes() -> None:
+    # A forked child must not touch its parent's sockets; just forget those clients.
+    pid = os.getpid()
+    for key in [k for k in _clients if k[1] != pid]:
+        del _clients[key]
+
+
+def close_all() -> None:
+    """Close every cached connection of this process (SIGTERM, SnapStart, tests)."""
+    with _lock:
+        clients = [c for (_, pid), c in _clients.items() if pid == os.getpid()]
+    for client in clients:
+        with contextlib.suppress(Exception):  # best effort on the way out
+            client.connection_pool.disconnect()
+
+
+def clear() -> None:
+    """Forget every cached client and resolved configuration, closing their sockets."""
+    close_all()
+    with _lock:
+        _clients.clear()
+        _resolved.clear()

@@ -1,0 +1,208 @@
+"""The client: a `redis.Redis` whose command path never replays a write.
+
+``execute_command`` is replaced, not wrapped: one checkout (with the liveness probe), one
+send, one read, one return. On failure, `_policy.Attempts` decides: reconnect and send
+again when no byte was written or the command is read-only; raise `AmbiguousWriteError`
+otherwise; back off on a busy or loading server; drop the pool after READONLY.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, cast
+
+import redis
+import redis.client
+import redis.exceptions as rx
+
+from . import _policy
+from ._commands import BLOCKING, MULTI, WATCH
+from ._config import Config
+from ._errors import DeadlineExceeded
+from ._scope import current as _current_scope
+from ._stats import counters
+from .pool import ConnectionPool, _budget
+
+_BLOCKING_NAMES = frozenset(BLOCKING) | frozenset(n.lower() for n in BLOCKING)
+
+
+class Redis(redis.Redis):
+    """A `redis.Redis` over a faaspool `ConnectionPool`.
+
+    Everything redis-py offers works as usual; commands, pipelines and transactions
+    follow faaspool's reuse, retry and deadline rules.
+    """
+
+    faaspool_config: Config
+
+    @classmethod
+    def from_config(cls, config: Config) -> Redis:
+        """A client over a new pool for ``config`` (nothing connects yet)."""
+        client = cls(connection_pool=ConnectionPool(config))
+        client.faaspool_config = config
+        return client
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__module__}.{type(self).__name__}({self.connection_pool!r})>"
+
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Pipeline:
+        return Pipeline(
+            self.connection_pool, self.response_callbacks, transaction, shard_hint
+        )
+
+    def _execute_command(self, *args: Any, **options: Any) -> Any:
+        pool: Any = self.connection_pool
+        cfg: Config = pool.faaspool_config
+        held: Any = self.connection
+        scope = _current_scope.get()
+        attempts: _policy.Attempts | None = None
+        while True:
+            budget = None if scope is None or scope.deadline is None else _budget(scope, cfg)
+            conn: Any = held if held is not None else pool.checkout(scope, budget)
+            conn.sent = False
+            limited = budget is not None or args[0] in _BLOCKING_NAMES
+            if limited:
+                _apply_timeouts(conn, cfg, args, budget)
+            try:
+                conn.send_command(*args)
+                response = self.parse_response(conn, args[0], **options)  # type: ignore[no-untyped-call]
+            except rx.ResponseError as error:
+                # The whole reply was read: the connection itself is fine.
+                conn.in_flight = False
+                if held is None:
+                    pool.release(conn)
+                if not isinstance(error, rx.ReadOnlyError) and not _policy.is_busy(error):
+                    raise
+                failure: BaseException = error
+            except BaseException as error:
+                session = conn.session
+                conn.disconnect()
+                if held is None:
+                    pool.release(conn)
+                if not isinstance(error, Exception):
+                    raise
+                if held is not None and session & (MULTI | WATCH):
+                    # A reconnect would silently drop the open transaction or WATCH.
+                    raise
+                failure = _as_deadline(error, conn, budget, cfg)
+            else:
+                conn.in_flight = False
+                if limited:
+                    conn.set_timeout(cfg.socket_timeout)
+                if held is None:
+                    pool.release(conn)
+                return response
+            if attempts is None:
+                attempts = _policy.Attempts(cfg)
+            wait_budget = None if budget is None else _remaining(scope, cfg)
+            action, delay = attempts.after_failure(
+                failure,
+                names=(_policy.command_name(args),),
+                sent=conn.sent,
+                now=time.monotonic(),
+                budget=wait_budget,
+            )
+            _before_retry(pool, action, delay)
+
+
+class Pipeline(redis.client.Pipeline):
+    """redis-py's pipeline, retried as a batch only when the whole batch is safe."""
+
+    def execute(self, raise_on_error: bool = True) -> list[Any]:
+        stack = self.command_stack
+        if not stack and not self.watching:
+            return []
+        if self.scripts:
+            self.load_scripts()  # type: ignore[no-untyped-call]
+        transactional = bool(cast(bool, self.transaction) or self.explicit_transaction)
+        run: Any = self._execute_transaction if transactional else self._execute_pipeline
+        pool: Any = self.connection_pool
+        cfg: Config = pool.faaspool_config
+        scope = _current_scope.get()
+        attempts: _policy.Attempts | None = None
+        try:
+            while True:
+                budget = (
+                    None if scope is None or scope.deadline is None else _budget(scope, cfg)
+                )
+                conn: Any = self.connection
+                if conn is None:
+                    conn = pool.checkout(scope, budget)
+                    self.connection = conn
+                conn.sent = False
+                conn.in_flight = True
+                if budget is not None:
+                    _apply_timeouts(conn, cfg, ("PIPELINE",), budget)
+                try:
+                    response = run(conn, stack, raise_on_error)
+                except rx.ResponseError:
+                    conn.in_flight = False
+                    raise
+                except BaseException as error:
+                    conn.disconnect()
+                    if not isinstance(error, Exception):
+                        raise
+                    if self.watching:
+                        raise rx.WatchError(
+                            "A ConnectionError occurred while watching one or more keys"
+                        ) from error
+                    failure = _as_deadline(error, conn, budget, cfg)
+                else:
+                    conn.in_flight = False
+                    if transactional:
+                        conn.session &= ~(MULTI | WATCH)
+                    if budget is not None:
+                        conn.set_timeout(cfg.socket_timeout)
+                    return cast(list[Any], response)
+                if attempts is None:
+                    attempts = _policy.Attempts(cfg)
+                action, delay = attempts.after_failure(
+                    failure,
+                    names=[_policy.command_name(args) for args, _ in stack],
+                    sent=conn.sent,
+                    now=time.monotonic(),
+                    budget=None if budget is None else _remaining(scope, cfg),
+                )
+                pool.release(conn)
+                self.connection = None
+                _before_retry(pool, action, delay)
+        finally:
+            self.reset()
+
+
+def _apply_timeouts(conn: Any, cfg: Config, args: Any, budget: float | None) -> None:
+    timeout: float | None = cfg.socket_timeout
+    if args[0] in _BLOCKING_NAMES:
+        name = _policy.command_name(args)
+        block = _policy.block_seconds(name, args[1:])
+        timeout = None if block is None else cfg.socket_timeout + block
+    if budget is not None and (timeout is None or budget < timeout):
+        timeout = budget
+    conn.set_budget(budget)
+    conn.set_timeout(timeout)
+
+
+def _as_deadline(error: BaseException, conn: Any, budget: float | None, cfg: Config) -> Any:
+    """A timeout that the deadline (not the configured timeout) cut is a DeadlineExceeded."""
+    if budget is not None and isinstance(error, rx.TimeoutError) and budget < cfg.socket_timeout:
+        counters.deadline_hits += 1
+        raise DeadlineExceeded(
+            f"the invocation's deadline ran out waiting for {cfg.address} ({error})"
+        ) from error
+    return error
+
+
+def _remaining(scope: Any, cfg: Config) -> float:
+    left: float = scope.deadline - cfg.deadline_margin - time.monotonic()
+    return left
+
+
+def _before_retry(pool: Any, action: _policy.Action, delay: float) -> None:
+    if action is _policy.Action.FAILOVER:
+        pool.invalidate()
+    if action is _policy.Action.RETRY:
+        counters.retries += 1
+    else:
+        counters.backoffs += 1
+    if delay > 0:
+        time.sleep(delay)

@@ -1,0 +1,1 @@
+"""Test harness: private redis-server processes, a TCP fault proxy, fixtures."""
