@@ -1,0 +1,1 @@
+"""Per-platform ``@with_redis`` decorators, shipped as ``faaspool.adapters.<platform>``."""

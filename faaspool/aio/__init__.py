@@ -1,0 +1,1 @@
+"""faaspool.aio: the same guarantees over redis.asyncio (being built)."""
