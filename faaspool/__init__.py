@@ -14,6 +14,7 @@ from ._errors import (
     DeadlineExceeded,
     FaaspoolError,
     PoolExhaustedError,
+    TLSError,
 )
 from ._scope import Invocation as invocation
 from ._scope import remaining
@@ -53,6 +54,7 @@ __all__ = [
     "DeadlineExceeded",
     "FaaspoolError",
     "PoolExhaustedError",
+    "TLSError",
     "__version__",
     "close_all",
     "dedicated",

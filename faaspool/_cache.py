@@ -49,6 +49,10 @@ def client_for(config: Config) -> Redis:
         with _lock:
             client = _clients.get(key)
             if client is None:
+                if config.tls:
+                    from . import _tls
+
+                    _tls.context(config)  # a bad CA file fails here, not mid-invocation
                 _drop_other_processes()
                 client = Redis.from_config(config)
                 _clients[key] = client

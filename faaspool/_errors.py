@@ -25,6 +25,11 @@ class DeadlineExceeded(FaaspoolError, _rx.TimeoutError):
     """The invocation's remaining time (minus the safety margin) ran out during a wait."""
 
 
+class TLSError(FaaspoolError, _rx.ConnectionError):
+    """A TLS handshake failed for a reason a retry cannot fix: an untrusted or expired
+    certificate, a host name mismatch, or a server that does not speak TLS."""
+
+
 class AmbiguousWriteError(FaaspoolError, _rx.ConnectionError):
     """A command that is not safe to repeat was sent, and its reply was lost.
 
@@ -43,4 +48,5 @@ __all__ = [
     "DeadlineExceeded",
     "FaaspoolError",
     "PoolExhaustedError",
+    "TLSError",
 ]

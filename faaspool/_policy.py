@@ -15,6 +15,7 @@ from typing import Any
 import redis.exceptions as rx
 
 from ._commands import BLOCKING, CLEARS, DB, SAFE_TO_REPEAT, SESSION
+from ._errors import AmbiguousWriteError, DeadlineExceeded, TLSError
 from ._stats import counters
 
 
@@ -78,7 +79,7 @@ def decide(
 
     ``sent`` is False only when no byte of the attempt reached the socket.
     """
-    if isinstance(error, rx.AuthenticationError):
+    if isinstance(error, rx.AuthenticationError | TLSError):
         return Action.RAISE
     if is_busy(error):
         # The server refused the command before running it.
@@ -166,8 +167,6 @@ class Attempts:
         now: float,
         budget: float | None,
     ) -> tuple[Action, float]:
-        from ._errors import AmbiguousWriteError, DeadlineExceeded
-
         cfg = self.config
         action = decide(error, names=names, sent=sent, extra_safe=cfg.retry_safe_commands)
         if action is Action.RAISE:

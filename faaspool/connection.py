@@ -19,7 +19,7 @@ import redis.connection as rc
 import redis.exceptions as rx
 from redis._parsers import _RESP2Parser, _RESP3Parser
 
-from . import _handshake, _policy
+from . import _handshake, _policy, _tls
 from ._commands import STICKY
 from ._config import Config
 from ._stats import counters
@@ -35,6 +35,7 @@ class FaaspoolConnectionMixin:
 
     # Set by the pool; read on the hot path.
     faaspool_config: Config
+    _plain_hint = True  # a handshake cut short may mean the port expects TLS
     _sock: socket.socket | None
     _parser: Any
     _command_packer: Any
@@ -119,11 +120,19 @@ class FaaspoolConnectionMixin:
             return
         packed = conn.pack_commands([args for _, args in steps])
         self._sendall(packed)
-        for kind, _args in steps:
+        for index, (kind, _args) in enumerate(steps):
             try:
                 reply = conn.read_response()
             except rx.ResponseError as exc:
                 reply = exc
+            except rx.ConnectionError as exc:
+                if index == 0 and type(exc) is rx.ConnectionError and self._plain_hint:
+                    raise rx.ConnectionError(
+                        f"{exc}. The server closed the connection before answering the "
+                        "handshake; if this is a TLS port, the server expects TLS: use "
+                        "rediss://"
+                    ) from exc
+                raise
             if kind == _handshake.HELLO and not isinstance(reply, rx.ResponseError):
                 conn.handshake_metadata = reply
             _handshake.check(kind, reply, conn.protocol)
@@ -284,6 +293,42 @@ class Connection(FaaspoolConnectionMixin, rc.Connection):  # type: ignore[misc]
             return
         super().connect_check_health(check_health=check_health, retry_socket_connect=False)
         self._faaspool_after_connect()
+
+
+class SSLConnection(Connection):
+    """A TLS connection: the context is built once per configuration, the session is
+    resumed on reconnect, and a failed handshake says what is wrong in plain words."""
+
+    _plain_hint = False
+
+    def _connect(self) -> socket.socket:
+        cfg = self.faaspool_config
+        ctx = _tls.context(cfg)
+        sock = self._tcp_socket(self.host, self.port)
+        # The TLS handshake is bounded like a connect, then reads fall back to socket_timeout.
+        sock.settimeout(_clip(cfg.socket_connect_timeout, self._budget))
+        try:
+            tls = ctx.wrap_socket(
+                sock, server_hostname=self.host, session=_sessions.get(cfg)
+            )
+        except (ssl.SSLError, OSError) as exc:
+            sock.close()
+            raise _tls.explain(exc, cfg) from None
+        tls.settimeout(_clip(cfg.socket_timeout, self._budget))
+        return tls
+
+    def on_connect_check_health(self, check_health: bool = True) -> None:
+        super().on_connect_check_health(check_health)
+        # A TLS 1.3 session ticket arrives right after the handshake, before the replies
+        # just read: keep it for the next reconnect.
+        sock = self._sock
+        if isinstance(sock, ssl.SSLSocket) and sock.session is not None:
+            _sessions[self.faaspool_config] = sock.session
+
+
+# The last TLS session per configuration, so a reconnect resumes instead of verifying the
+# server's certificate chain again.
+_sessions: dict[Config, ssl.SSLSession] = {}
 
 
 def _clip(timeout: float | None, budget: float | None) -> float | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import functools
 import importlib.util
 import math
@@ -36,9 +37,11 @@ __all__ = [
     "ADMIN_CLIENT_NAME",
     "RedisServer",
     "RedisServerError",
+    "TLSFiles",
     "find_redis_server",
     "free_port",
     "redis_server_version",
+    "tls_supported",
     "wait_for",
 ]
 
@@ -131,6 +134,25 @@ def redis_server_version(executable: str) -> tuple[int, int, int]:
     return major, minor, patch
 
 
+@dataclasses.dataclass(frozen=True)
+class TLSFiles:
+    """PEM files a TLS-serving redis-server needs."""
+
+    cert: str
+    key: str
+    ca: str
+
+
+@functools.cache
+def tls_supported(executable: str) -> bool:
+    """True when ``executable`` was built with TLS (its binary knows ``tls-cert-file``)."""
+    try:
+        with open(executable, "rb") as binary:
+            return b"tls-cert-file" in binary.read()
+    except OSError:
+        return False
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago (never 6379)."""
     while True:
@@ -162,6 +184,7 @@ class RedisServer:
         extra_args: Sequence[str] = (),
         port: int | None = None,
         executable: str | None = None,
+        tls: TLSFiles | None = None,
     ) -> None:
         if port == SHARED_PORT:
             raise ValueError("port 6379 belongs to the machine's shared server")
@@ -177,6 +200,10 @@ class RedisServer:
         self._proc: subprocess.Popen[bytes] | None = None
         self._admin: redis.Redis | None = None
         self._frozen = False
+        self.tls = tls
+        self._tls_port = 0
+        if tls is not None and not tls_supported(self.executable):
+            raise RedisServerError(f"{self.executable} was built without TLS support")
 
     # -- properties -------------------------------------------------------
 
@@ -204,6 +231,18 @@ class RedisServer:
     def url(self) -> str:
         auth = f":{quote(self.password, safe='')}@" if self.password else ""
         return f"redis://{auth}{self.host}:{self.port}/0"
+
+    @property
+    def tls_port(self) -> int:
+        """The TLS port, served beside the plain one when started with ``tls=``."""
+        if self.tls is None or not self._tls_port:
+            raise RedisServerError("server has no TLS port")
+        return self._tls_port
+
+    @property
+    def tls_url(self) -> str:
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"rediss://{auth}{self.host}:{self.tls_port}/0"
 
     @property
     def directory(self) -> Path:
@@ -341,6 +380,14 @@ class RedisServer:
             args += ["--requirepass", self.password]
         if self.timeout is not None:
             args += ["--timeout", str(self.timeout)]
+        if self.tls is not None:
+            args += [
+                "--tls-port", str(self._tls_port),
+                "--tls-cert-file", self.tls.cert,
+                "--tls-key-file", self.tls.key,
+                "--tls-ca-cert-file", self.tls.ca,
+                "--tls-auth-clients", "optional",
+            ]  # fmt: skip
         if self.maxclients is not None:
             args += ["--maxclients", str(self.maxclients)]
         return args + list(self.extra_args) + list(one_shot)
@@ -369,6 +416,10 @@ class RedisServer:
         for _ in range(_START_ATTEMPTS):
             if not self._fixed_port:
                 self._port = free_port()
+                if self.tls is not None:
+                    self._tls_port = free_port()
+            if self.tls is not None and not self._tls_port:
+                self._tls_port = free_port()
             failure = self._spawn_and_wait(one_shot, allow_loading)
             if not failure:
                 # Later starts (after stop(), kill(), restart()) reuse the port.

@@ -23,7 +23,7 @@ from . import _scope
 from ._config import Config
 from ._errors import DeadlineExceeded, PoolExhaustedError
 from ._stats import counters
-from .connection import Connection
+from .connection import Connection, SSLConnection
 
 _NO_RETRY = Retry(NoBackoff(), 0)
 # Frames in these trees are plumbing; the first frame outside them is the user's code.
@@ -66,8 +66,10 @@ class ConnectionPool(redis.ConnectionPool):
     ``pool_timeout``; running out raises `PoolExhaustedError` naming the limit.
     """
 
-    def __init__(self, config: Config, connection_class: type[Any] = Connection) -> None:
+    def __init__(self, config: Config, connection_class: type[Any] | None = None) -> None:
         self.faaspool_config = config
+        if connection_class is None:
+            connection_class = SSLConnection if config.tls else Connection
         self._generation = 0
         super().__init__(
             connection_class=connection_class,

@@ -7,10 +7,12 @@ from faaspool.embedded import (
     SHARED_PORT,
     RedisServer,
     RedisServerError,
+    TLSFiles,
     available_redis_servers,
     find_redis_server,
     free_port,
     redis_server_version,
+    tls_supported,
     wait_for,
 )
 
@@ -20,9 +22,11 @@ __all__ = [
     "SHARED_PORT",
     "RedisServer",
     "RedisServerError",
+    "TLSFiles",
     "available_redis_servers",
     "find_redis_server",
     "free_port",
     "redis_server_version",
+    "tls_supported",
     "wait_for",
 ]
