@@ -1,15 +1,21 @@
 # Every target builds its own virtualenv from nothing: a fresh machine needs only
 # Python 3 and make.
-PYTHON ?= python3
+# The interpreter that builds the venv. (PYTHON is `make package`'s target version.)
+HOST_PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install test lint demo bench clean
+PLATFORM ?= lambda
+APP ?=
+ARCH ?= x86_64
+PYTHON ?= 3.12
+
+.PHONY: install test lint demo bench package clean
 
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	$(HOST_PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,hiredis]'
 	touch $(STAMP)
@@ -28,6 +34,9 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/core.py
+
+package: $(STAMP)
+	$(PY) scripts/package.py --platform $(PLATFORM) --arch $(ARCH) --python $(PYTHON) $(if $(APP),--app $(APP))
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
