@@ -233,13 +233,20 @@ def import_cost(quick: bool) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer samples, 5 s hang cap")
-    parser.add_argument("--only", choices=["warm", "cold", "faults", "import"], default=None)
+    parser.add_argument(
+        "--only", choices=["warm", "cold", "aio", "faults", "import"], default=None
+    )
     args = parser.parse_args()
     with RedisServer(password=PASSWORD) as server:
         if args.only in (None, "warm"):
             warm(server, args.quick)
         if args.only in (None, "cold"):
             cold(server, args.quick)
+        if args.only in (None, "aio"):
+            import aio as aio_bench
+
+            commands, invocations = (4000, 200) if args.quick else (20000, 1000)
+            aio_bench.print_table(aio_bench.rows(server, commands, invocations))
     if args.only in (None, "faults"):
         faults(args.quick)
     if args.only in (None, "import"):

@@ -23,6 +23,7 @@ from ._stats import stats
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from . import aio
     from ._cache import close_all, get_redis
     from ._config import Config
     from ._dedicated import dedicated
@@ -37,6 +38,12 @@ _LAZY = {
 
 def __getattr__(name: str) -> Any:
     # Heavier parts load on first use, so `import faaspool` stays cheap on cold start.
+    if name == "aio":
+        import importlib
+
+        module = importlib.import_module(".aio", __name__)
+        globals()["aio"] = module
+        return module
     if name in _LAZY:
         import importlib
 
@@ -56,6 +63,7 @@ __all__ = [
     "PoolExhaustedError",
     "TLSError",
     "__version__",
+    "aio",
     "close_all",
     "dedicated",
     "get_redis",

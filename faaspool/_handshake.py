@@ -73,5 +73,13 @@ def check(kind: str, reply: Any, protocol: int) -> None:
         raise rx.ConnectionError("Invalid Database")
 
 
+def expects_tls(error: rx.ConnectionError) -> rx.ConnectionError:
+    """The error for a plain connection the server closed before answering the handshake."""
+    return rx.ConnectionError(
+        f"{error}. The server closed the connection before answering the handshake; if "
+        "this is a TLS port, the server expects TLS: use rediss://"
+    )
+
+
 def _text(value: Any) -> Any:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value

@@ -143,6 +143,21 @@ def session_bits(name: str, args: Sequence[Any], db: int, current: int) -> int:
 SESSION_NAMES = frozenset(SESSION) | frozenset(CLEARS)
 
 
+def tracks_session(first: Any) -> bool:
+    """Cheap pre-check on a command's first word: might it change session state?"""
+    return first in SESSION_NAMES or first.__class__ is not str or not first.isupper()
+
+
+def session_after_stack(stack: Sequence[Any], db: int, current: int) -> int:
+    """Session bits after a pipeline's queued ``(args, options)`` commands are sent."""
+    for args, _ in stack:
+        if tracks_session(args[0]):
+            name = command_name(args)
+            if name in SESSION_NAMES:
+                current = session_bits(name, args, db, current)
+    return current
+
+
 class Attempts:
     """The retry budget of one command (or one pipeline): how many times, how long.
 

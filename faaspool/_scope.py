@@ -7,10 +7,14 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import os
+import sys
 import time
 import types
 import weakref
 from typing import TYPE_CHECKING, Any
+
+import redis
 
 from ._stats import counters
 
@@ -131,6 +135,28 @@ class Invocation:
             site,
             "returned" if returned else "closed",
         )
+
+
+# Frames in these trees are plumbing; the first frame outside them is the user's code.
+_INTERNAL_PREFIXES = (
+    os.path.dirname(os.path.abspath(redis.__file__)),
+    os.path.dirname(os.path.abspath(__file__)),
+    os.path.dirname(os.path.abspath(os.__file__)),
+)
+
+
+def caller_site() -> str:
+    """``file:line in function()`` of the first frame outside redis-py, faaspool and the
+    standard library: where the user acquired what is being recorded."""
+    frame: types.FrameType | None = sys._getframe(1)
+    for _ in range(40):
+        if frame is None:
+            break
+        filename = frame.f_code.co_filename
+        if not filename.startswith(_INTERNAL_PREFIXES):
+            return f"{filename}:{frame.f_lineno} in {frame.f_code.co_name}()"
+        frame = frame.f_back
+    return "an unknown place"
 
 
 def remaining() -> float | None:

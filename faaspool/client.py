@@ -15,15 +15,12 @@ import redis
 import redis.client
 import redis.exceptions as rx
 
-from . import _policy
-from ._commands import BLOCKING, MULTI, WATCH
+from . import _deadline, _policy
+from ._commands import MULTI, WATCH
 from ._config import Config
-from ._errors import DeadlineExceeded
 from ._scope import current as _current_scope
 from ._stats import counters
-from .pool import ConnectionPool, _budget
-
-_BLOCKING_NAMES = frozenset(BLOCKING) | frozenset(n.lower() for n in BLOCKING)
+from .pool import ConnectionPool
 
 
 class Redis(redis.Redis):
@@ -57,12 +54,12 @@ class Redis(redis.Redis):
         scope = _current_scope.get()
         attempts: _policy.Attempts | None = None
         while True:
-            budget = None if scope is None or scope.deadline is None else _budget(scope, cfg)
+            budget = _deadline.budget(scope, cfg)
             conn: Any = held if held is not None else pool.checkout(scope, budget)
             conn.sent = False
-            limited = budget is not None or args[0] in _BLOCKING_NAMES
+            limited = budget is not None or args[0] in _deadline.BLOCKING_NAMES
             if limited:
-                _apply_timeouts(conn, cfg, args, budget)
+                _deadline.apply(conn, cfg, args, budget)
             try:
                 conn.send_command(*args)
                 response = self.parse_response(conn, args[0], **options)  # type: ignore[no-untyped-call]
@@ -84,7 +81,7 @@ class Redis(redis.Redis):
                 if held is not None and session & (MULTI | WATCH):
                     # A reconnect would silently drop the open transaction or WATCH.
                     raise
-                failure = _as_deadline(error, conn, budget, cfg)
+                failure = _deadline.as_deadline(error, budget, cfg)
             else:
                 conn.in_flight = False
                 if limited:
@@ -94,13 +91,12 @@ class Redis(redis.Redis):
                 return response
             if attempts is None:
                 attempts = _policy.Attempts(cfg)
-            wait_budget = None if budget is None else _remaining(scope, cfg)
             action, delay = attempts.after_failure(
                 failure,
                 names=(_policy.command_name(args),),
                 sent=conn.sent,
                 now=time.monotonic(),
-                budget=wait_budget,
+                budget=_deadline.remaining(scope, cfg),
             )
             _before_retry(pool, action, delay)
 
@@ -122,21 +118,24 @@ class Pipeline(redis.client.Pipeline):
         attempts: _policy.Attempts | None = None
         try:
             while True:
-                budget = (
-                    None if scope is None or scope.deadline is None else _budget(scope, cfg)
-                )
+                budget = _deadline.budget(scope, cfg)
                 conn: Any = self.connection
                 if conn is None:
                     conn = pool.checkout(scope, budget)
                     self.connection = conn
                 conn.sent = False
                 conn.in_flight = True
+                # Queued commands bypass send_command, where session state is tracked.
+                conn.session = _policy.session_after_stack(stack, cfg.db, conn.session)
                 if budget is not None:
-                    _apply_timeouts(conn, cfg, ("PIPELINE",), budget)
+                    _deadline.apply(conn, cfg, ("PIPELINE",), budget)
                 try:
                     response = run(conn, stack, raise_on_error)
-                except rx.ResponseError:
+                except (rx.ResponseError, rx.WatchError):
+                    # Every reply was read (EXEC answered, or nil for a changed WATCH).
                     conn.in_flight = False
+                    if transactional:
+                        conn.session &= ~(MULTI | WATCH)
                     raise
                 except BaseException as error:
                     conn.disconnect()
@@ -146,7 +145,7 @@ class Pipeline(redis.client.Pipeline):
                         raise rx.WatchError(
                             "A ConnectionError occurred while watching one or more keys"
                         ) from error
-                    failure = _as_deadline(error, conn, budget, cfg)
+                    failure = _deadline.as_deadline(error, budget, cfg)
                 else:
                     conn.in_flight = False
                     if transactional:
@@ -161,40 +160,13 @@ class Pipeline(redis.client.Pipeline):
                     names=[_policy.command_name(args) for args, _ in stack],
                     sent=conn.sent,
                     now=time.monotonic(),
-                    budget=None if budget is None else _remaining(scope, cfg),
+                    budget=_deadline.remaining(scope, cfg),
                 )
                 pool.release(conn)
                 self.connection = None
                 _before_retry(pool, action, delay)
         finally:
             self.reset()
-
-
-def _apply_timeouts(conn: Any, cfg: Config, args: Any, budget: float | None) -> None:
-    timeout: float | None = cfg.socket_timeout
-    if args[0] in _BLOCKING_NAMES:
-        name = _policy.command_name(args)
-        block = _policy.block_seconds(name, args[1:])
-        timeout = None if block is None else cfg.socket_timeout + block
-    if budget is not None and (timeout is None or budget < timeout):
-        timeout = budget
-    conn.set_budget(budget)
-    conn.set_timeout(timeout)
-
-
-def _as_deadline(error: BaseException, conn: Any, budget: float | None, cfg: Config) -> Any:
-    """A timeout that the deadline (not the configured timeout) cut is a DeadlineExceeded."""
-    if budget is not None and isinstance(error, rx.TimeoutError) and budget < cfg.socket_timeout:
-        counters.deadline_hits += 1
-        raise DeadlineExceeded(
-            f"the invocation's deadline ran out waiting for {cfg.address} ({error})"
-        ) from error
-    return error
-
-
-def _remaining(scope: Any, cfg: Config) -> float:
-    left: float = scope.deadline - cfg.deadline_margin - time.monotonic()
-    return left
 
 
 def _before_retry(pool: Any, action: _policy.Action, delay: float) -> None:

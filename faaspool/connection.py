@@ -12,22 +12,17 @@ import contextlib
 import select
 import socket
 import ssl
-import time
 from typing import Any
 
 import redis.connection as rc
 import redis.exceptions as rx
 from redis._parsers import _RESP2Parser, _RESP3Parser
 
-from . import _handshake, _policy, _tls
+from . import _handshake, _policy, _sockets, _tls
 from ._commands import STICKY
 from ._config import Config
+from ._deadline import clip
 from ._stats import counters
-
-_POLL_FLAGS = select.POLLIN | select.POLLPRI | getattr(select, "POLLRDHUP", 0)
-_CLOSED_FLAGS = select.POLLHUP | select.POLLERR | select.POLLNVAL | getattr(
-    select, "POLLRDHUP", 0
-)
 
 
 class FaaspoolConnectionMixin:
@@ -60,7 +55,7 @@ class FaaspoolConnectionMixin:
         sock = self._sock
         assert sock is not None
         poller = select.poll()
-        poller.register(sock.fileno(), _POLL_FLAGS)
+        poller.register(sock.fileno(), _sockets.POLL_FLAGS)
         self._poller = poller
         self._timeout = sock.gettimeout()
         counters.connects += 1
@@ -71,7 +66,7 @@ class FaaspoolConnectionMixin:
     def _tcp_socket(self, host: str, port: int) -> socket.socket:
         """Open a TCP socket with the connect wait bounded by the budget."""
         cfg = self.faaspool_config
-        connect_timeout = _clip(cfg.socket_connect_timeout, self._budget)
+        connect_timeout = clip(cfg.socket_connect_timeout, self._budget)
         err: OSError | None = None
         for family, socktype, proto, _, address in socket.getaddrinfo(
             host, port, 0, socket.SOCK_STREAM
@@ -80,11 +75,11 @@ class FaaspoolConnectionMixin:
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-                for opt, value in _KEEPALIVE:
+                for opt, value in _sockets.KEEPALIVE:
                     sock.setsockopt(socket.IPPROTO_TCP, opt, value)
                 sock.settimeout(connect_timeout)
                 sock.connect(address)
-                sock.settimeout(_clip(cfg.socket_timeout, self._budget))
+                sock.settimeout(clip(cfg.socket_timeout, self._budget))
                 return sock
             except OSError as exc:
                 err = exc
@@ -127,11 +122,7 @@ class FaaspoolConnectionMixin:
                 reply = exc
             except rx.ConnectionError as exc:
                 if index == 0 and type(exc) is rx.ConnectionError and self._plain_hint:
-                    raise rx.ConnectionError(
-                        f"{exc}. The server closed the connection before answering the "
-                        "handshake; if this is a TLS port, the server expects TLS: use "
-                        "rediss://"
-                    ) from exc
+                    raise _handshake.expects_tls(exc) from exc
                 raise
             if kind == _handshake.HELLO and not isinstance(reply, rx.ResponseError):
                 conn.handshake_metadata = reply
@@ -155,7 +146,7 @@ class FaaspoolConnectionMixin:
 
     def send_command(self, *args: Any, **kwargs: Any) -> None:
         name = args[0]
-        if name in _policy.SESSION_NAMES or not _is_upper_str(name):
+        if _policy.tracks_session(name):
             self._track_session(args)
         self.in_flight = True
         self.send_packed_command(self._command_packer.pack(*args), False)
@@ -213,7 +204,7 @@ class FaaspoolConnectionMixin:
         if not isinstance(sock, ssl.SSLSocket):
             return False
         events = self._poller.poll(0)
-        if not events or events[0][1] & _CLOSED_FLAGS:
+        if not events or events[0][1] & _sockets.CLOSED_FLAGS:
             return False
         timeout = sock.gettimeout()
         try:
@@ -230,7 +221,7 @@ class FaaspoolConnectionMixin:
 
     def _ping(self, budget: float | None) -> bool:
         counters.probes += 1
-        timeout = _clip(self.faaspool_config.probe_timeout, budget)
+        timeout = clip(self.faaspool_config.probe_timeout, budget)
         conn: Any = self
         try:
             self.set_timeout(timeout)
@@ -306,7 +297,7 @@ class SSLConnection(Connection):
         ctx = _tls.context(cfg)
         sock = self._tcp_socket(self.host, self.port)
         # The TLS handshake is bounded like a connect, then reads fall back to socket_timeout.
-        sock.settimeout(_clip(cfg.socket_connect_timeout, self._budget))
+        sock.settimeout(clip(cfg.socket_connect_timeout, self._budget))
         try:
             tls = ctx.wrap_socket(
                 sock, server_hostname=self.host, session=_sessions.get(cfg)
@@ -314,7 +305,7 @@ class SSLConnection(Connection):
         except (ssl.SSLError, OSError) as exc:
             sock.close()
             raise _tls.explain(exc, cfg) from None
-        tls.settimeout(_clip(cfg.socket_timeout, self._budget))
+        tls.settimeout(clip(cfg.socket_timeout, self._budget))
         return tls
 
     def on_connect_check_health(self, check_health: bool = True) -> None:
@@ -330,24 +321,3 @@ class SSLConnection(Connection):
 # server's certificate chain again.
 _sessions: dict[Config, ssl.SSLSession] = {}
 
-
-def _clip(timeout: float | None, budget: float | None) -> float | None:
-    if budget is None:
-        return timeout
-    return budget if timeout is None or budget < timeout else timeout
-
-
-def _is_upper_str(name: Any) -> bool:
-    return name.__class__ is str and name.isupper()
-
-
-def _keepalive_options() -> list[tuple[int, int]]:
-    wanted = (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 5), ("TCP_KEEPCNT", 3))
-    return [(getattr(socket, n), v) for n, v in wanted if hasattr(socket, n)]
-
-
-_KEEPALIVE = _keepalive_options()
-
-
-def _monotonic() -> float:
-    return time.monotonic()

@@ -8,10 +8,8 @@ not wrapped, so reuse costs less than redis-py's own path.
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
-import types
 from typing import Any
 
 import redis
@@ -19,19 +17,26 @@ from redis.backoff import NoBackoff
 from redis.maint_notifications import MaintNotificationsConfig
 from redis.retry import Retry
 
-from . import _scope
+from . import _deadline, _scope
 from ._config import Config
-from ._errors import DeadlineExceeded, PoolExhaustedError
+from ._errors import PoolExhaustedError
 from ._stats import counters
 from .connection import Connection, SSLConnection
 
 _NO_RETRY = Retry(NoBackoff(), 0)
-# Frames in these trees are plumbing; the first frame outside them is the user's code.
-_INTERNAL_PREFIXES = (
-    os.path.dirname(os.path.abspath(redis.__file__)),
-    os.path.dirname(os.path.abspath(__file__)),
-    os.path.dirname(os.path.abspath(os.__file__)),
-)
+def exhausted_error(config: Config, waited: float, budget: float | None) -> PoolExhaustedError:
+    """The error for a pool whose every connection stayed out for ``waited`` seconds."""
+    cut_by_deadline = budget is not None and budget < config.pool_timeout
+    if cut_by_deadline:
+        counters.deadline_hits += 1
+    return PoolExhaustedError(
+        f"all {config.max_connections} connections of the pool for {config.address} "
+        f"(max_connections={config.max_connections}) stayed checked out for "
+        f"{waited * 1000:.0f} ms"
+        + (" (the invocation's deadline)" if cut_by_deadline else " (pool_timeout)")
+        + ". Raise max_connections (argument or FAASPOOL_MAX_CONNECTIONS), or release "
+        "dedicated connections and pub/sub clients sooner."
+    )
 
 
 def connection_kwargs(config: Config) -> dict[str, Any]:
@@ -126,24 +131,10 @@ class ConnectionPool(redis.ConnectionPool):
         while not self._available_connections:
             left = end - time.monotonic()
             if (left <= 0 or not self._available.wait(left)) and not self._available_connections:
-                raise self._exhausted(limit, budget)
+                raise exhausted_error(cfg, limit, budget)
         conn = self._available_connections.pop()
         return conn
 
-    def _exhausted(self, waited: float, budget: float | None) -> Exception:
-        cfg = self.faaspool_config
-        cut_by_deadline = budget is not None and budget < cfg.pool_timeout
-        error = PoolExhaustedError(
-            f"all {cfg.max_connections} connections of the pool for {cfg.address} "
-            f"(max_connections={cfg.max_connections}) stayed checked out for "
-            f"{waited * 1000:.0f} ms"
-            + (" (the invocation's deadline)" if cut_by_deadline else " (pool_timeout)")
-            + ". Raise max_connections (argument or FAASPOOL_MAX_CONNECTIONS), or release "
-            "dedicated connections and pub/sub clients sooner."
-        )
-        if cut_by_deadline:
-            counters.deadline_hits += 1
-        return error
 
     def make_connection(self) -> Any:
         return self.connection_class(**self.connection_kwargs)
@@ -151,9 +142,8 @@ class ConnectionPool(redis.ConnectionPool):
     def get_connection(self, command_name: Any = None, *keys: Any, **options: Any) -> Any:
         """Checkout for redis-py's own borrowers (pipelines, pub/sub, locks)."""
         scope = _scope.current.get()
-        budget = _budget(scope, self.faaspool_config)
-        conn = self.checkout(scope, budget)
-        conn.lease_site = _caller_site()
+        conn = self.checkout(scope, _deadline.budget(scope, self.faaspool_config))
+        conn.lease_site = _scope.caller_site()
         return conn
 
     # -- return ---------------------------------------------------------------------------
@@ -168,6 +158,7 @@ class ConnectionPool(redis.ConnectionPool):
         connection.last_used = time.monotonic()
         connection.scope = None
         connection.lease_site = None
+        connection.set_budget(None)
         with self._lock:
             try:
                 self._in_use_connections.remove(connection)
@@ -209,29 +200,3 @@ class ConnectionPool(redis.ConnectionPool):
 
     def get_connection_count(self) -> list[tuple[int, dict[str, Any]]]:
         return []
-
-
-def _budget(scope: Any, config: Config) -> float | None:
-    if scope is None or scope.deadline is None:
-        return None
-    budget: float = scope.deadline - config.deadline_margin - time.monotonic()
-    if budget <= 0:
-        counters.deadline_hits += 1
-        raise DeadlineExceeded(
-            f"the invocation's deadline passed before a connection to {config.address} "
-            "could be used"
-        )
-    return budget
-
-
-def _caller_site() -> str:
-    """``file:line in function`` of the first frame outside redis-py and faaspool."""
-    frame: types.FrameType | None = sys._getframe(2)
-    for _ in range(30):
-        if frame is None:
-            break
-        filename = frame.f_code.co_filename
-        if not filename.startswith(_INTERNAL_PREFIXES):
-            return f"{filename}:{frame.f_lineno} in {frame.f_code.co_name}()"
-        frame = frame.f_back
-    return "an unknown place"

@@ -5,17 +5,18 @@ from typing import Any
 
 import pytest
 
-from faaspool import _cache
+from faaspool import _cache, _scope
 
 pytest_plugins = ["tests.support.fixtures"]
 
-API_PARAMS = ["sync"]
+API_PARAMS = ["sync", "aio"]
 
 
 @pytest.fixture(autouse=True)
 def _fresh_cache() -> Iterator[None]:
     """Each test starts with no cached clients and leaves none behind."""
     _cache.clear()
+    _scope._warned_sites.clear()
     yield
     _cache.clear()
 

@@ -191,3 +191,44 @@ def test_no_secret_anywhere_under_faults(
     assert texts
     for text in texts:
         assert SECRET not in text
+
+
+def test_pipelined_select_is_not_handed_to_the_next_user(
+    api: Any, redis_server: RedisServer
+) -> None:
+    client = api.get_redis(redis_server.url, max_connections=1)
+    pipe = client.pipeline(transaction=False)
+    pipe.execute_command("SELECT", 3)
+    pipe.set("p", "db3")
+    pipe.execute()
+    assert client.get("p") is None
+    admin = redis_server.admin()
+    admin.select(3)
+    assert admin.get("p") == "db3"
+
+
+def test_watch_conflict_keeps_the_connection(api: Any, redis_server: RedisServer) -> None:
+    client = api.get_redis(redis_server.url, max_connections=1)
+    client.ping()
+    with stats_delta() as delta:
+        pipe = client.pipeline(transaction=True)
+        pipe.watch("w")
+        redis_server.admin().set("w", "changed")
+        pipe.multi()
+        pipe.set("w", "mine")
+        with pytest.raises(redis.WatchError):
+            pipe.execute()
+        assert client.get("w") == b"changed"
+    assert delta["connects"] == 0
+
+
+def test_an_invocation_budget_does_not_outlive_the_invocation(
+    api: Any, redis_server: RedisServer, fault_proxy_factory: Any
+) -> None:
+    proxy = fault_proxy_factory(redis_server)
+    client = api.get_redis(proxy.url_for(redis_server.url))
+    with api.invocation(timeout=0.5):
+        client.ping()
+    proxy.reset_all()
+    proxy.set_delay(0.3)  # slower than what was left of that invocation
+    assert client.set("k", "v") is True
