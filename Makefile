@@ -12,7 +12,13 @@ APP ?=
 ARCH ?= x86_64
 PYTHON ?= 3.12
 
-.PHONY: install test lint demo bench package clean
+# The Azure worker's own checks need Python 3.13 (azure-functions-runtime requires it):
+# they run in a venv of their own, skipped with the reason printed where there is no 3.13.
+PYTHON313 ?= $(shell PYENV_VERSION=3.13.0 python3.13 -c 'import sys; print(sys.executable)' 2>/dev/null)
+AZURE_VENV ?= .venv-azure313
+AZURE_STAMP := $(AZURE_VENV)/.installed-stamp
+
+.PHONY: install test lint demo bench package clean azure-venv
 
 $(STAMP): pyproject.toml
 	$(HOST_PYTHON) -m venv $(VENV)
@@ -22,11 +28,21 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) azure-venv
 	$(PY) -m pytest -q -n 2 $(PYTEST_ARGS)
 
+azure-venv:
+	@if [ -z "$(PYTHON313)" ]; then \
+	  echo "no Python 3.13 interpreter: the Azure worker checks will be skipped"; \
+	elif [ ! -f $(AZURE_STAMP) ] || [ pyproject.toml -nt $(AZURE_STAMP) ]; then \
+	  $(PYTHON313) -m venv $(AZURE_VENV) && \
+	  $(AZURE_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+	    'azure-functions>=2' azure-functions-runtime hiredis -e . && \
+	  touch $(AZURE_STAMP); \
+	fi
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check faaspool tests bench examples
+	$(VENV)/bin/ruff check faaspool adapters tests bench examples
 	$(VENV)/bin/mypy
 
 demo: $(STAMP)
@@ -39,4 +55,4 @@ package: $(STAMP)
 	$(PY) scripts/package.py --platform $(PLATFORM) --arch $(ARCH) --python $(PYTHON) $(if $(APP),--app $(APP))
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(AZURE_VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

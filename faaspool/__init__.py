@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from . import aio
     from ._cache import close_all, get_redis
     from ._config import Config
+    from ._decorator import with_redis
     from ._dedicated import dedicated
 
 _LAZY = {
@@ -33,6 +34,7 @@ _LAZY = {
     "close_all": ("._cache", "close_all"),
     "dedicated": ("._dedicated", "dedicated"),
     "Config": ("._config", "Config"),
+    "with_redis": ("._decorator", "with_redis"),
 }
 
 
@@ -70,4 +72,5 @@ __all__ = [
     "invocation",
     "remaining",
     "stats",
+    "with_redis",
 ]

@@ -75,6 +75,25 @@ def close_all() -> None:
             client.connection_pool.disconnect()
 
 
+def refresh_identity() -> None:
+    """After a SnapStart restore: a new instance id, and every cached pool's connections
+    named with it from their next connect on (each clone must show as itself)."""
+    from . import _runtime
+
+    _runtime.new_instance_id()
+    close_all()
+    with _lock:
+        clients = list(_clients.values())
+    for client in clients:
+        pool: Any = client.connection_pool
+        name = pool.faaspool_config.default_client_name()
+        pool.connection_kwargs["client_name"] = name
+        with pool._lock:
+            conns = list(pool._available_connections) + list(pool._in_use_connections)
+        for conn in conns:
+            conn.client_name = name
+
+
 def clear() -> None:
     """Forget every cached client and resolved configuration, closing their sockets."""
     close_all()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -177,6 +178,21 @@ class Config:
     ssl_cert_reqs: str
     ssl_check_hostname: bool
     ssl_min_version: str | None
+
+    def __hash__(self) -> int:
+        # The cache looks a client up by its Config on every invocation: hash it once.
+        cached: int | None = self.__dict__.get("_hash")
+        if cached is None:
+            cached = hash(tuple(getattr(self, f.name) for f in dataclasses.fields(self)))
+            object.__setattr__(self, "_hash", cached)
+        return cached
+
+    @functools.cached_property
+    def longest_wait(self) -> float:
+        """The longest single wait the configuration allows; a larger budget cuts none."""
+        return max(
+            self.socket_timeout, self.socket_connect_timeout, self.probe_timeout, self.pool_timeout
+        )
 
     @property
     def address(self) -> str:

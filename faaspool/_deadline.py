@@ -19,18 +19,32 @@ BLOCKING_NAMES = frozenset(BLOCKING) | frozenset(n.lower() for n in BLOCKING)
 
 
 def budget(scope: Any, config: Config) -> float | None:
-    """Seconds the next wait may take, or None without a deadline.
+    """Seconds the next wait may take, or None when the configured timeouts already fit
+    inside what is left (or there is no deadline): then nothing needs clipping.
 
     Raises `DeadlineExceeded` when the deadline (minus the margin) has already passed.
     """
     if scope is None or scope.deadline is None:
         return None
     left: float = scope.deadline - config.deadline_margin - time.monotonic()
+    if left >= config.longest_wait:
+        return None
     if left <= 0:
         counters.deadline_hits += 1
         raise DeadlineExceeded(
             f"the invocation's deadline passed before {config.address} could be used"
         )
+    return left
+
+
+def command_budget(scope: Any, config: Config, first: Any) -> float | None:
+    """`budget` for a command whose first word is ``first``: a blocking command may wait
+    longer than any configured timeout, so it is always bounded by what is left."""
+    if first not in BLOCKING_NAMES:
+        return budget(scope, config)
+    left = remaining(scope, config)
+    if left is not None and left <= 0:
+        return budget(scope, config)  # raises DeadlineExceeded
     return left
 
 
@@ -66,9 +80,16 @@ def apply(conn: Any, config: Config, args: Sequence[Any], limit: float | None) -
     conn.set_timeout(command_timeout(config, args, limit))
 
 
-def as_deadline(error: BaseException, limit: float | None, config: Config) -> BaseException:
+# A timeout that fires this close to the deadline (minus the margin) was the deadline's.
+_DEADLINE_SLACK = 0.01
+
+
+def as_deadline(error: BaseException, scope: Any, config: Config) -> BaseException:
     """Return ``error``, or raise `DeadlineExceeded` if it is a timeout the deadline caused."""
-    if limit is not None and isinstance(error, rx.TimeoutError) and limit < config.socket_timeout:
+    if not isinstance(error, rx.TimeoutError):
+        return error
+    left = remaining(scope, config)
+    if left is not None and left <= _DEADLINE_SLACK:
         counters.deadline_hits += 1
         raise DeadlineExceeded(
             f"the invocation's deadline ran out waiting for {config.address} ({error})"

@@ -47,6 +47,13 @@ def instance_id() -> str:
     return _instance[1]
 
 
+def new_instance_id() -> str:
+    """Draw a new instance id: SnapStart clones restored from one snapshot share the old."""
+    global _instance
+    _instance = (os.getpid(), secrets.token_hex(4))
+    return _instance[1]
+
+
 def default_max_connections() -> int:
     """Room for the platform's concurrent invocations per process, plus one dedicated."""
     env = os.environ

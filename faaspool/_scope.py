@@ -41,7 +41,7 @@ class Invocation:
     pool if clean, else closed, with one warning naming where it was acquired.
     """
 
-    __slots__ = ("__weakref__", "_outer", "_token", "deadline", "name", "started")
+    __slots__ = ("__weakref__", "_outer", "_token", "deadline", "name", "out", "started")
 
     def __init__(
         self,
@@ -57,6 +57,9 @@ class Invocation:
             deadline = self.started + float(timeout)
         self.deadline = deadline
         self.name = name
+        # Connections checked out in this scope and not yet back, kept by the pools under
+        # their locks, so an invocation that leaked nothing ends without scanning them.
+        self.out = 0
         self._token: contextvars.Token[Invocation | None] | None = None
         self._outer: Invocation | None = None
 
@@ -116,6 +119,8 @@ class Invocation:
         Every pool (sync or asyncio) offers ``checked_out_by(scope)`` and a synchronous
         ``reclaim(conn) -> bool`` (True if returned, False if closed).
         """
+        if not self.out:
+            return 0
         found = self._leftovers()
         for pool, conn in found:
             site = getattr(conn, "lease_site", None)

@@ -54,7 +54,7 @@ class Redis(redis.Redis):
         scope = _current_scope.get()
         attempts: _policy.Attempts | None = None
         while True:
-            budget = _deadline.budget(scope, cfg)
+            budget = _deadline.command_budget(scope, cfg, args[0])
             conn: Any = held if held is not None else pool.checkout(scope, budget)
             conn.sent = False
             limited = budget is not None or args[0] in _deadline.BLOCKING_NAMES
@@ -81,7 +81,7 @@ class Redis(redis.Redis):
                 if held is not None and session & (MULTI | WATCH):
                     # A reconnect would silently drop the open transaction or WATCH.
                     raise
-                failure = _deadline.as_deadline(error, budget, cfg)
+                failure = _deadline.as_deadline(error, scope, cfg)
             else:
                 conn.in_flight = False
                 if limited:
@@ -145,7 +145,7 @@ class Pipeline(redis.client.Pipeline):
                         raise rx.WatchError(
                             "A ConnectionError occurred while watching one or more keys"
                         ) from error
-                    failure = _deadline.as_deadline(error, budget, cfg)
+                    failure = _deadline.as_deadline(error, scope, cfg)
                 else:
                     conn.in_flight = False
                     if transactional:

@@ -46,7 +46,8 @@ class FaaspoolConnectionMixin:
         self.generation = 0
         self.ever_connected = False
         self._poller: Any = None
-        self._timeout: float | None = config.socket_timeout
+        self._timeout: float | None = config.socket_timeout  # what the socket has
+        self._wanted: float | None = config.socket_timeout  # what the next read should get
         self._budget: float | None = None
 
     # -- connecting -----------------------------------------------------------------
@@ -62,6 +63,8 @@ class FaaspoolConnectionMixin:
         if self.ever_connected:
             counters.reconnects += 1
         self.ever_connected = True
+        # The handshake ran under the connect bounds; the command gets its own timeout.
+        self.set_timeout(self._wanted)
 
     def _tcp_socket(self, host: str, port: int) -> socket.socket:
         """Open a TCP socket with the connect wait bounded by the budget."""
@@ -111,8 +114,14 @@ class FaaspoolConnectionMixin:
             lib_name=driver.formatted_name if driver else None,
             lib_version=driver.lib_version if driver else None,
         )
-        if not steps:
-            return
+        if steps:
+            self._handshake(steps)
+        # Right after the handshake: redis-py runs its connect callbacks next, and those
+        # may already send commands.
+        self._faaspool_after_connect()
+
+    def _handshake(self, steps: list[tuple[str, tuple[Any, ...]]]) -> None:
+        conn: Any = self
         packed = conn.pack_commands([args for _, args in steps])
         self._sendall(packed)
         for index, (kind, _args) in enumerate(steps):
@@ -241,7 +250,9 @@ class FaaspoolConnectionMixin:
     # -- timeouts ------------------------------------------------------------------------
 
     def set_timeout(self, timeout: float | None) -> None:
-        """Set the socket's read/write timeout, skipping the syscall when unchanged."""
+        """Set the read/write timeout (applied at connect if there is no socket yet),
+        skipping the syscall when unchanged."""
+        self._wanted = timeout
         if timeout != self._timeout and self._sock is not None:
             self._sock.settimeout(timeout)
             self._timeout = timeout
@@ -256,7 +267,7 @@ class FaaspoolConnectionMixin:
         self._poller = None
         self.session = 0
         self.in_flight = False
-        self._timeout = self.faaspool_config.socket_timeout
+        self._timeout = self._wanted = self.faaspool_config.socket_timeout
         super().disconnect(*args, **kwargs)  # type: ignore[misc]
 
     def is_clean(self) -> bool:
@@ -283,7 +294,6 @@ class Connection(FaaspoolConnectionMixin, rc.Connection):  # type: ignore[misc]
         if self._sock is not None:
             return
         super().connect_check_health(check_health=check_health, retry_socket_connect=False)
-        self._faaspool_after_connect()
 
 
 class SSLConnection(Connection):

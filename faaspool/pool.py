@@ -113,7 +113,9 @@ class ConnectionPool(redis.ConnectionPool):
             else:
                 conn = self._wait_for_connection(budget)
             self._in_use_connections.add(conn)
-        conn.scope = scope
+            conn.scope = scope
+            if scope is not None:
+                scope.out += 1
         if conn._sock is not None:
             now = time.monotonic()
             if conn.generation != self._generation:
@@ -156,7 +158,6 @@ class ConnectionPool(redis.ConnectionPool):
             counters.dirty_discarded += 1
             connection.disconnect()
         connection.last_used = time.monotonic()
-        connection.scope = None
         connection.lease_site = None
         connection.set_budget(None)
         with self._lock:
@@ -164,6 +165,10 @@ class ConnectionPool(redis.ConnectionPool):
                 self._in_use_connections.remove(connection)
             except KeyError:
                 return
+            scope = connection.scope
+            if scope is not None:
+                scope.out -= 1
+                connection.scope = None
             self._available_connections.append(connection)
             self._available.notify()
 
@@ -176,6 +181,8 @@ class ConnectionPool(redis.ConnectionPool):
         clean = connection._sock is None or connection.is_clean()
         if not clean:
             connection.disconnect()
+        # An abandoned pub/sub would otherwise re-subscribe on the next user's reconnect.
+        connection._connect_callbacks = []
         self.release(connection)
         return clean
 

@@ -238,3 +238,24 @@ def test_deadline_cuts_a_new_connection_that_never_answers(
         client.get("k")
     assert time.monotonic() <= scope.deadline
     assert isinstance(DeadlineExceeded("x"), redis.TimeoutError)
+
+
+def test_blocking_command_gets_its_block_time_on_top_of_socket_timeout(
+    api: Any, redis_server: RedisServer
+) -> None:
+    client = api.get_redis(redis_server.url, socket_timeout=0.2)
+    assert client.blpop(["empty"], timeout=0.6) is None  # not a TimeoutError at 0.2 s
+
+
+def test_blocking_command_is_cut_by_the_deadline(api: Any, redis_server: RedisServer) -> None:
+    # Every configured wait is shorter than the invocation, so only the block time can
+    # outlast it.
+    client = api.get_redis(
+        redis_server.url, socket_timeout=0.1, socket_connect_timeout=0.1, pool_timeout=0.1,
+        probe_timeout=0.05,
+    )
+    client.ping()
+    with api.invocation(timeout=0.4) as scope, pytest.raises(DeadlineExceeded):
+        client.blpop(["empty"], timeout=0)
+    assert time.monotonic() <= scope.deadline
+    assert client.ping() is True

@@ -132,6 +132,10 @@ def test_leaked_pubsub_is_closed_at_invocation_end(redis_server: RedisServer) ->
         pubsub.subscribe("alerts")
     assert redis_server.admin().pubsub_numsub("alerts") == [("alerts", 0)]
     assert client.set("k", "v") is True
+    # The abandoned PubSub (still alive here) must not re-subscribe on the reconnect.
+    assert redis_server.admin().pubsub_numsub("alerts") == [("alerts", 0)]
+    assert client.get("k") == b"v"
+    del pubsub
 
 
 def test_exhausted_pool_wait_is_bounded_by_the_deadline(

@@ -8,7 +8,7 @@ do too. Imported only when used: ``import faaspool`` does not load asyncio.
 from __future__ import annotations
 
 from .._scope import Invocation as invocation
-from ._cache import close_all, get_redis
+from ._cache import client_for, close_all, get_redis
 from ._dedicated import dedicated
 from ._errors import WrongLoopError
 from ._runner import Runner, run
@@ -21,6 +21,7 @@ __all__ = [
     "Redis",
     "Runner",
     "WrongLoopError",
+    "client_for",
     "close_all",
     "dedicated",
     "get_redis",

@@ -61,7 +61,7 @@ class Redis(rac.Redis):
         scope = _current_scope.get()
         attempts: _policy.Attempts | None = None
         while True:
-            budget = _deadline.budget(scope, cfg)
+            budget = _deadline.command_budget(scope, cfg, args[0])
             if held is None:
                 conn = await pool.checkout(scope, budget)
             else:
@@ -99,7 +99,7 @@ class Redis(rac.Redis):
                 if held is not None and session & (MULTI | WATCH):
                     # A reconnect would silently drop the open transaction or WATCH.
                     raise
-                failure = _deadline.as_deadline(error, budget, cfg)
+                failure = _deadline.as_deadline(error, scope, cfg)
             else:
                 conn.in_flight = False
                 if limited:
@@ -133,13 +133,13 @@ class Pipeline(rac.Pipeline):
         pool = self.connection_pool
         cfg: Config = pool.faaspool_config
         scope = _current_scope.get()
-        budget = _deadline.budget(scope, cfg)
+        budget = _deadline.command_budget(scope, cfg, args[0])
         conn = self.connection
         if conn is None:
             conn = await pool.checkout(scope, budget)
             self.connection = conn
         conn.sent = False
-        if budget is not None:
+        if budget is not None or args[0] in _deadline.BLOCKING_NAMES:
             _deadline.apply(conn, cfg, args, budget)
         try:
             await conn.send_command(*args)
@@ -156,7 +156,7 @@ class Pipeline(rac.Pipeline):
                 raise rx.WatchError(
                     f"A {type(error).__name__} occurred while watching one or more keys"
                 ) from error
-            _deadline.as_deadline(error, budget, cfg)  # raises DeadlineExceeded when it was that
+            _deadline.as_deadline(error, scope, cfg)  # raises DeadlineExceeded when it was that
             raise
         conn.in_flight = False
         if budget is not None:
@@ -204,7 +204,7 @@ class Pipeline(rac.Pipeline):
                         raise rx.WatchError(
                             "A ConnectionError occurred while watching one or more keys"
                         ) from error
-                    failure = _deadline.as_deadline(error, budget, cfg)
+                    failure = _deadline.as_deadline(error, scope, cfg)
                 else:
                     conn.in_flight = False
                     if transactional:

@@ -77,6 +77,8 @@ class ConnectionPool(rac.ConnectionPool):
             conn = await self._wait(running, budget)
         self._in_use_connections.add(conn)
         conn.scope = scope
+        if scope is not None:
+            scope.out += 1
         if conn._writer is not None:
             if conn.generation != self._generation:
                 conn.close_now()
@@ -158,6 +160,8 @@ class ConnectionPool(rac.ConnectionPool):
             self._in_use_connections.remove(connection)
         except KeyError:
             return  # not ours, or already back
+        if connection.scope is not None:
+            connection.scope.out -= 1
         if connection._writer is not None and not connection.is_clean():
             counters.dirty_discarded += 1
             connection.close_now()
@@ -196,6 +200,8 @@ class ConnectionPool(rac.ConnectionPool):
     def _reclaim_here(self, connection: Any, clean: bool) -> None:
         if not clean:
             connection.close_now()
+        # An abandoned pub/sub would otherwise re-subscribe on the next user's reconnect.
+        connection._connect_callbacks = []
         self.release_now(connection)
 
     # -- failover and shutdown ------------------------------------------------------------
