@@ -42,7 +42,7 @@ azure-venv:
 	fi
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check faaspool adapters tests bench examples
+	$(VENV)/bin/ruff check faaspool adapters tests bench examples templates scripts
 	$(VENV)/bin/mypy
 
 demo: $(STAMP)

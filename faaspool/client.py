@@ -47,6 +47,19 @@ class Redis(redis.Redis):
             self.connection_pool, self.response_callbacks, transaction, shard_hint
         )
 
+    def watch(self, *names: Any) -> Any:
+        """On a `faaspool.dedicated` client, WATCH ``names`` on its connection (for a
+        MULTI/EXEC that follows on it); elsewhere, as redis-py (use a pipeline)."""
+        if self.connection is None:
+            return super().watch(*names)
+        return self.execute_command("WATCH", *names)  # type: ignore[no-untyped-call]
+
+    def unwatch(self) -> Any:
+        """UNWATCH on a `faaspool.dedicated` client's connection; elsewhere, as redis-py."""
+        if self.connection is None:
+            return super().unwatch()
+        return self.execute_command("UNWATCH")  # type: ignore[no-untyped-call]
+
     def _execute_command(self, *args: Any, **options: Any) -> Any:
         pool: Any = self.connection_pool
         cfg: Config = pool.faaspool_config
@@ -103,6 +116,29 @@ class Redis(redis.Redis):
 
 class Pipeline(redis.client.Pipeline):
     """redis-py's pipeline, retried as a batch only when the whole batch is safe."""
+
+    def _send_command_parse_response(
+        self, conn: Any, command_name: Any, *args: Any, **options: Any
+    ) -> Any:
+        # WATCH and the reads before MULTI run one at a time: each reply read in full.
+        response = super()._send_command_parse_response(  # type: ignore[no-untyped-call]
+            conn, command_name, *args, **options
+        )
+        conn.in_flight = False
+        return response
+
+    def reset(self) -> None:  # type: ignore[override]
+        conn = getattr(self, "connection", None)
+        if conn is not None and getattr(self, "watching", False):
+            # redis-py's own UNWATCH here reads its reply off the connection directly.
+            self.watching = False
+            try:
+                conn.send_command("UNWATCH")
+                conn.read_response()
+                conn.in_flight = False
+            except rx.ConnectionError:
+                conn.disconnect()
+        super().reset()
 
     def execute(self, raise_on_error: bool = True) -> list[Any]:
         stack = self.command_stack

@@ -37,8 +37,13 @@ def test_watch_is_not_handed_to_the_next_user(api: Any, redis_server: RedisServe
     client = api.get_redis(redis_server.url, max_connections=1)
     with api.dedicated(client) as conn:
         conn.watch("w")
+        redis_server.admin().set("w", "changed")
+        conn.execute_command("MULTI")
+        conn.execute_command("SET", "w", "mine")
+        assert conn.execute_command("EXEC") is None  # the WATCH reached the server
+        conn.watch("w")
         first = _conn_ids(redis_server)
-    redis_server.admin().set("w", "changed")
+    redis_server.admin().set("w", "changed again")
     pipe = client.pipeline(transaction=True)
     pipe.set("t", "1")
     assert pipe.execute() == [True]  # an inherited WATCH would abort this EXEC
@@ -209,6 +214,20 @@ def test_pipelined_select_is_not_handed_to_the_next_user(
     admin = redis_server.admin()
     admin.select(3)
     assert admin.get("p") == "db3"
+
+
+def test_abandoned_pipeline_watch_keeps_the_connection(
+    api: Any, redis_server: RedisServer
+) -> None:
+    client = api.get_redis(redis_server.url, max_connections=1)
+    client.ping()
+    with stats_delta() as delta:
+        pipe = client.pipeline(transaction=True)
+        pipe.watch("stock")
+        assert pipe.get("stock") is None  # e.g. out of stock: give up without EXEC
+        pipe.reset()
+        assert client.set("after", "1") is True
+    assert delta["connects"] == 0 and delta["dirty_discarded"] == 0
 
 
 def test_watch_conflict_keeps_the_connection(api: Any, redis_server: RedisServer) -> None:

@@ -48,6 +48,19 @@ class Redis(rac.Redis):
     def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Pipeline:
         return Pipeline(self.connection_pool, self.response_callbacks, transaction, shard_hint)
 
+    async def watch(self, *names: Any) -> Any:  # type: ignore[override]
+        """On a `faaspool.aio.dedicated` client, WATCH ``names`` on its connection;
+        elsewhere, as redis-py (use a pipeline)."""
+        if self.connection is None:
+            return super().watch(*names)
+        return await self.execute_command("WATCH", *names)
+
+    async def unwatch(self) -> Any:  # type: ignore[override]
+        """UNWATCH on a `faaspool.aio.dedicated` client's connection; elsewhere, as redis-py."""
+        if self.connection is None:
+            return super().unwatch()
+        return await self.execute_command("UNWATCH")
+
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         if self.single_connection_client:
             await self.initialize()
@@ -125,6 +138,22 @@ class Pipeline(rac.Pipeline):
     connection_pool: ConnectionPool
     connection: Any
 
+    async def reset(self) -> None:  # type: ignore[override]
+        conn = getattr(self, "connection", None)
+        if conn is not None and getattr(self, "watching", False):
+            # redis-py's own UNWATCH here reads its reply off the connection directly.
+            self.watching = False
+            try:
+                await conn.send_command("UNWATCH")
+                await conn.read_response()
+                conn.in_flight = False
+            except rx.ConnectionError:
+                conn.close_now()
+            except BaseException:
+                conn.close_now()
+                raise
+        await super().reset()  # type: ignore[no-untyped-call]
+
     async def immediate_execute_command(self, *args: Any, **options: Any) -> Any:
         """WATCH and the reads between WATCH and MULTI: sent once, never again.
 
@@ -152,7 +181,7 @@ class Pipeline(rac.Pipeline):
             if not isinstance(error, Exception):
                 raise
             if self.watching:
-                await self.reset()  # type: ignore[no-untyped-call]
+                await self.reset()
                 raise rx.WatchError(
                     f"A {type(error).__name__} occurred while watching one or more keys"
                 ) from error
@@ -225,7 +254,7 @@ class Pipeline(rac.Pipeline):
                 self.connection = None
                 await _before_retry(pool, action, delay)
         finally:
-            await self.reset()  # type: ignore[no-untyped-call]
+            await self.reset()
 
 
 async def _check_held(conn: Any, budget: float | None) -> None:
