@@ -46,10 +46,13 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 demo: $(STAMP)
-	$(PY) examples/demo_local.py
+	$(PY) -m faaspool.cli simulate --duration 40
 
 bench: $(STAMP)
 	$(PY) bench/core.py
+	$(PY) bench/tls.py
+	$(PY) bench/adapters.py
+	$(PY) bench/simulate.py
 
 package: $(STAMP)
 	$(PY) scripts/package.py --platform $(PLATFORM) --arch $(ARCH) --python $(PYTHON) $(if $(APP),--app $(APP))

@@ -195,6 +195,10 @@ class Attempts:
                 f"not have applied it; faaspool did not send it again.",
                 command=name,
             ) from error
+        if action is Action.RETRY and not sent and self.retries >= 1:
+            # Nothing reached the server, so trying again is always safe; a server that
+            # is restarting refuses connections for a moment: wait it out like a busy one.
+            action = Action.BACKOFF
         if action is Action.RETRY:
             self.retries += 1
             if self.retries > cfg.max_retries:

@@ -18,13 +18,14 @@ def test_get_redis_is_lazy_and_recovers_once_the_server_is_up(api: Any) -> None:
     port = free_port()
     url = f"redis://127.0.0.1:{port}/0"
     with stats_delta() as delta:
-        client = api.get_redis(url)
+        client = api.get_redis(url, busy_retry_window=0.2)
     assert delta["connects"] == 0
     with pytest.raises(redis.ConnectionError) as info:
         client.ping()
     assert f"127.0.0.1:{port}" in str(info.value)
+    assert "still so after" in str(info.value)  # retried within busy_retry_window
     with RedisServer(port=port) as server:
-        assert api.get_redis(url) is client
+        assert api.get_redis(url, busy_retry_window=0.2) is client
         assert client.set("k", "v") is True
         assert server.admin().get("k") == "v"
 

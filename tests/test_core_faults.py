@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -51,6 +52,23 @@ def test_server_restart_is_found_before_use(api: Any, redis_server: RedisServer)
         assert client.set("k", "2") is True
     assert redis_server.admin().get("k") == "2"
     assert delta["stale_found"] == 1 and delta["retries"] == 0
+
+
+def test_a_server_that_is_restarting_is_waited_out(
+    api: Any, redis_server: RedisServer
+) -> None:
+    client = api.get_redis(redis_server.url)
+    client.set("k", "1")
+    redis_server.kill()
+    # The server is down for a moment, as during a restart or a failover's DNS switch.
+    restarter = threading.Timer(0.3, redis_server.start)
+    restarter.start()
+    try:
+        with stats_delta() as delta, api.invocation(timeout=5):
+            assert client.set("k", "2") is True
+    finally:
+        restarter.join(10)
+    assert delta["backoffs"] >= 1 and delta["ambiguous_writes"] == 0
 
 
 def test_server_idle_timeout_is_found_before_use(

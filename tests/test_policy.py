@@ -65,13 +65,25 @@ def test_attempts_raise_ambiguous_with_the_command_name() -> None:
     assert info.value.command == "INCR"
 
 
-def test_attempts_give_up_after_max_retries() -> None:
+def test_safe_resends_stop_after_max_retries() -> None:
     attempts = Attempts(resolve("redis://h", {"max_retries": 2}, environ={}))
-    err = rx.ConnectionError("refused")
-    assert attempts.after_failure(err, names=["GET"], sent=False, now=0, budget=None)[1] == 0
-    attempts.after_failure(err, names=["GET"], sent=False, now=0, budget=None)
-    with pytest.raises(rx.ConnectionError, match="refused"):
-        attempts.after_failure(err, names=["GET"], sent=False, now=0, budget=None)
+    err = rx.ConnectionError("reset")
+    assert attempts.after_failure(err, names=["GET"], sent=True, now=0, budget=None)[1] == 0
+    attempts.after_failure(err, names=["GET"], sent=True, now=0, budget=None)
+    with pytest.raises(rx.ConnectionError, match="reset"):
+        attempts.after_failure(err, names=["GET"], sent=True, now=0, budget=None)
+
+
+def test_refused_connections_are_retried_inside_the_window() -> None:
+    attempts = Attempts(resolve("redis://h", {"busy_retry_window": 1.0}, environ={}))
+    err = rx.ConnectionError("Connection refused")
+    action, delay = attempts.after_failure(err, names=["INCR"], sent=False, now=0, budget=None)
+    assert (action, delay) == (Action.RETRY, 0.0)  # at once: a fresh connect may just work
+    for now in (0.0, 0.1, 0.5):
+        action, delay = attempts.after_failure(err, names=["INCR"], sent=False, now=now, budget=None)
+        assert action is Action.BACKOFF and delay > 0
+    with pytest.raises(rx.ConnectionError, match="still so after"):
+        attempts.after_failure(err, names=["INCR"], sent=False, now=1.5, budget=None)
 
 
 def test_busy_server_backs_off_inside_its_window_then_fails_clearly() -> None:
