@@ -80,7 +80,9 @@ def test_refused_connections_are_retried_inside_the_window() -> None:
     action, delay = attempts.after_failure(err, names=["INCR"], sent=False, now=0, budget=None)
     assert (action, delay) == (Action.RETRY, 0.0)  # at once: a fresh connect may just work
     for now in (0.0, 0.1, 0.5):
-        action, delay = attempts.after_failure(err, names=["INCR"], sent=False, now=now, budget=None)
+        action, delay = attempts.after_failure(
+            err, names=["INCR"], sent=False, now=now, budget=None
+        )
         assert action is Action.BACKOFF and delay > 0
     with pytest.raises(rx.ConnectionError, match="still so after"):
         attempts.after_failure(err, names=["INCR"], sent=False, now=1.5, budget=None)
