@@ -26,10 +26,12 @@ def sample(call: Callable[[], Any], n: int) -> list[float]:
 
 
 def interleaved(calls: dict[str, Callable[[], Any]], rounds: int, n: int) -> dict[str, list[float]]:
-    """Alternate the contenders in rounds, so the machine's drift hits each alike."""
+    """Alternate the contenders in rounds, so the machine's drift hits each alike; the order
+    flips every round, so neither always runs right after the other."""
     results: dict[str, list[float]] = {name: [] for name in calls}
-    for _ in range(rounds):
-        for name, call in calls.items():
+    order = list(calls.items())
+    for round_no in range(rounds):
+        for name, call in order if round_no % 2 == 0 else reversed(order):
             results[name].extend(sample(call, n))
     return results
 

@@ -7,11 +7,14 @@ import os
 import threading
 from typing import Any
 
-from . import _config
+from . import _config, _runtime
 from ._config import Config
 from .client import Redis
 
 _clients: dict[tuple[Config, int], Redis] = {}
+# id(config) -> (config, pid, client): a decorator asks with the same Config object on every
+# invocation, so an identity check spares hashing the whole configuration each time.
+_by_identity: dict[int, tuple[Config, int, Redis]] = {}
 _resolved: dict[Any, Config] = {}
 _lock = threading.Lock()
 
@@ -43,7 +46,11 @@ def resolve(url: str | None, options: dict[str, Any]) -> Config:
 
 def client_for(config: Config) -> Redis:
     """The cached client for an already resolved configuration."""
-    key = (config, os.getpid())
+    pid = _runtime.pid
+    hit = _by_identity.get(id(config))
+    if hit is not None and hit[0] is config and hit[1] == pid:
+        return hit[2]
+    key = (config, pid)
     client = _clients.get(key)
     if client is None:
         with _lock:
@@ -56,6 +63,7 @@ def client_for(config: Config) -> Redis:
                 _drop_other_processes()
                 client = Redis.from_config(config)
                 _clients[key] = client
+    _by_identity[id(config)] = (config, pid, client)
     return client
 
 
@@ -78,8 +86,6 @@ def close_all() -> None:
 def refresh_identity() -> None:
     """After a SnapStart restore: a new instance id, and every cached pool's connections
     named with it from their next connect on (each clone must show as itself)."""
-    from . import _runtime
-
     _runtime.new_instance_id()
     close_all()
     with _lock:
@@ -100,3 +106,4 @@ def clear() -> None:
     with _lock:
         _clients.clear()
         _resolved.clear()
+        _by_identity.clear()

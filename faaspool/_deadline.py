@@ -75,13 +75,16 @@ def command_timeout(config: Config, args: Sequence[Any], limit: float | None) ->
 
 
 def apply(conn: Any, config: Config, args: Sequence[Any], limit: float | None) -> None:
-    """Set ``conn``'s connect budget and read timeout for the command ``args``."""
+    """Set ``conn``'s connect budget and read timeout for the command ``args``.
+
+    Under a deadline the timeout may stay within half the margin of the budget: it still
+    fires before the deadline, and the socket is not re-armed on every command.
+    """
     conn.set_budget(limit)
-    conn.set_timeout(command_timeout(config, args, limit))
+    slack = config.deadline_margin / 2 if limit is not None else 0.0
+    conn.set_timeout(command_timeout(config, args, limit), slack)
 
 
-# A timeout that fires this close to the deadline (minus the margin) was the deadline's.
-_DEADLINE_SLACK = 0.01
 
 
 def as_deadline(error: BaseException, scope: Any, config: Config) -> BaseException:
@@ -89,7 +92,9 @@ def as_deadline(error: BaseException, scope: Any, config: Config) -> BaseExcepti
     if not isinstance(error, rx.TimeoutError):
         return error
     left = remaining(scope, config)
-    if left is not None and left <= _DEADLINE_SLACK:
+    # A timeout that fires this close to the deadline (minus the margin) was the deadline's:
+    # `apply` lets a socket's timeout sit within half the margin of the budget.
+    if left is not None and left <= config.deadline_margin / 2 + 0.005:
         counters.deadline_hits += 1
         raise DeadlineExceeded(
             f"the invocation's deadline ran out waiting for {config.address} ({error})"

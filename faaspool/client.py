@@ -70,9 +70,11 @@ class Redis(redis.Redis):
             budget = _deadline.command_budget(scope, cfg, args[0])
             conn: Any = held if held is not None else pool.checkout(scope, budget)
             conn.sent = False
-            limited = budget is not None or args[0] in _deadline.BLOCKING_NAMES
-            if limited:
+            if budget is not None or args[0] in _deadline.BLOCKING_NAMES:
                 _deadline.apply(conn, cfg, args, budget)
+            elif conn._timeout != cfg.socket_timeout:
+                # Left shorter by an earlier deadline-bound command.
+                conn.set_timeout(cfg.socket_timeout)
             try:
                 conn.send_command(*args)
                 response = self.parse_response(conn, args[0], **options)  # type: ignore[no-untyped-call]
@@ -97,8 +99,6 @@ class Redis(redis.Redis):
                 failure = _deadline.as_deadline(error, scope, cfg)
             else:
                 conn.in_flight = False
-                if limited:
-                    conn.set_timeout(cfg.socket_timeout)
                 if held is None:
                     pool.release(conn)
                 return response
@@ -165,6 +165,8 @@ class Pipeline(redis.client.Pipeline):
                 conn.session = _policy.session_after_stack(stack, cfg.db, conn.session)
                 if budget is not None:
                     _deadline.apply(conn, cfg, ("PIPELINE",), budget)
+                elif conn._timeout != cfg.socket_timeout:
+                    conn.set_timeout(cfg.socket_timeout)
                 try:
                     response = run(conn, stack, raise_on_error)
                 except (rx.ResponseError, rx.WatchError):
@@ -186,8 +188,6 @@ class Pipeline(redis.client.Pipeline):
                     conn.in_flight = False
                     if transactional:
                         conn.session &= ~(MULTI | WATCH)
-                    if budget is not None:
-                        conn.set_timeout(cfg.socket_timeout)
                     return cast(list[Any], response)
                 if attempts is None:
                     attempts = _policy.Attempts(cfg)

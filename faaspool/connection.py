@@ -249,13 +249,21 @@ class FaaspoolConnectionMixin:
 
     # -- timeouts ------------------------------------------------------------------------
 
-    def set_timeout(self, timeout: float | None) -> None:
-        """Set the read/write timeout (applied at connect if there is no socket yet),
-        skipping the syscall when unchanged."""
+    def set_timeout(self, timeout: float | None, slack: float = 0.0) -> None:
+        """Set the read/write timeout (applied at connect if there is no socket yet).
+
+        The syscall is skipped when nothing changes, or when the socket's timeout is
+        within ``slack`` of what is asked: deadline-bound commands then do not pay a
+        syscall each time their budget moves by a few microseconds.
+        """
         self._wanted = timeout
-        if timeout != self._timeout and self._sock is not None:
-            self._sock.settimeout(timeout)
-            self._timeout = timeout
+        current = self._timeout
+        if timeout == current or self._sock is None:
+            return
+        if timeout is not None and current is not None and abs(current - timeout) <= slack:
+            return
+        self._sock.settimeout(timeout)
+        self._timeout = timeout
 
     def set_budget(self, budget: float | None) -> None:
         """Bound the next connect by ``budget`` seconds (None: configured timeouts)."""

@@ -17,7 +17,7 @@ from redis.backoff import NoBackoff
 from redis.maint_notifications import MaintNotificationsConfig
 from redis.retry import Retry
 
-from . import _deadline, _scope
+from . import _deadline, _runtime, _scope
 from ._config import Config
 from ._errors import PoolExhaustedError
 from ._stats import counters
@@ -102,7 +102,7 @@ class ConnectionPool(redis.ConnectionPool):
 
     def checkout(self, scope: Any, budget: float | None) -> Any:
         """Hand out a connection that passed its liveness check (or has no socket yet)."""
-        if self.pid != os.getpid():
+        if self.pid != _runtime.pid:
             self._checkpid()
         with self._lock:
             if self._available_connections:
@@ -146,13 +146,15 @@ class ConnectionPool(redis.ConnectionPool):
         scope = _scope.current.get()
         conn = self.checkout(scope, _deadline.budget(scope, self.faaspool_config))
         conn.lease_site = _scope.caller_site()
+        # These borrowers read with redis-py's own timeouts, not a deadline-bound one.
+        conn.set_timeout(self.faaspool_config.socket_timeout)
         return conn
 
     # -- return ---------------------------------------------------------------------------
 
     def release(self, connection: Any) -> None:
         """Take a connection back; one with leftover session state is closed first."""
-        if connection.pid != os.getpid():
+        if connection.pid != _runtime.pid:
             return
         if connection._sock is not None and not connection.is_clean():
             counters.dirty_discarded += 1

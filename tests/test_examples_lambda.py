@@ -178,10 +178,11 @@ def test_the_consumer_stops_waiting_before_its_deadline(consumer: LambdaFunction
 
 
 def test_warm_invocations_reuse_the_environments_connection(api: LambdaFunction) -> None:
+    earlier = len(faaspool_records(api))  # the function may have served other tests first
     for _ in range(3):
         call(api, "GET", "/products/lamp")
     records = faaspool_records(api)
     assert records[0]["connects"] == 1  # the cold start
-    for record in records[-3:]:
+    for record in records[max(1, earlier) :]:
         assert (record["connects"], record["outcome"]) == (0, "ok")
         assert record["reuses"] >= 1

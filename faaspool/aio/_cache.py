@@ -15,7 +15,7 @@ import threading
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from .. import _tls
+from .. import _runtime, _tls
 from .._cache import resolve
 from .._config import Config
 from . import _runner
@@ -56,7 +56,7 @@ def client_for(config: Config) -> Redis:
     except RuntimeError:
         loop = _runner.default().loop
         running = False
-    key = (config, os.getpid(), loop)
+    key = (config, _runtime.pid, loop)
     entry = _entries.get(key)
     if entry is not None:
         return entry.client

@@ -309,8 +309,11 @@ class Connection(rac.Connection):
 
     # -- timeouts ------------------------------------------------------------------------
 
-    def set_timeout(self, timeout: float | None) -> None:
-        """The read and write timeout of the next command (None: wait for ever)."""
+    def set_timeout(self, timeout: float | None, slack: float = 0.0) -> None:
+        """The read and write timeout of the next command (None: wait for ever).
+
+        Setting it costs nothing here (no syscall), so ``slack`` is not needed.
+        """
         self.socket_timeout = timeout
 
     def set_budget(self, budget: float | None) -> None:
