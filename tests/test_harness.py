@@ -16,6 +16,7 @@ from redis.retry import Retry
 from tests.support.fixtures import FaultProxyFactory, RedisServerFactory
 from tests.support.proxy import FaultProxy
 from tests.support.server import (
+    SHARED_PORT,
     RedisServer,
     RedisServerError,
     available_redis_servers,
@@ -132,7 +133,7 @@ def test_fixed_port_conflict_reports_log() -> None:
             server.start()
         server.close()
     with pytest.raises(ValueError, match="6379"):
-        RedisServer(port=6379)
+        RedisServer(port=SHARED_PORT)
 
 
 def test_restart_keeps_port(redis_server: RedisServer, connect: ClientFactory) -> None:
