@@ -7,7 +7,6 @@ from __future__ import annotations
 import inspect
 import json
 import os
-import shutil
 import subprocess
 import sys
 import typing
@@ -21,6 +20,7 @@ import faaspool
 from faaspool._errors import ConfigError
 from tests.platforms import azure_index
 from tests.platforms.azure_index import WorkerLike, http_request, make_context
+from tests.platforms.azure_python import azure_python
 from tests.support.server import RedisServer
 
 func = pytest.importorskip("azure.functions", reason="azure-functions is not installed")
@@ -28,7 +28,6 @@ func = pytest.importorskip("azure.functions", reason="azure-functions is not ins
 from faaspool.adapters import azure  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-AZURE_VENV_PYTHON = REPO_ROOT / ".venv-azure313" / "bin" / "python"
 
 
 @pytest.fixture
@@ -192,52 +191,10 @@ def test_injected_parameter_must_not_be_a_binding_name(redis_server: RedisServer
 # -- the real worker package, on Python 3.13 --------------------------------------------------
 
 
-def _python313() -> str | None:
-    for candidate in ("python3.13", "/root/.pyenv/versions/3.13.0/bin/python3.13"):
-        found = shutil.which(candidate, path=os.environ.get("PATH")) or (
-            candidate if os.path.isabs(candidate) and os.access(candidate, os.X_OK) else None
-        )
-        if found:
-            return found
-    return None
-
-
-def _azure_python() -> str:
-    """The 3.13 environment's interpreter, or skip (fail on CI) saying why it is missing."""
-    explicit = os.environ.get("FAASPOOL_AZURE_PYTHON")
-    python = explicit or (str(AZURE_VENV_PYTHON) if AZURE_VENV_PYTHON.exists() else None)
-    if python is None:
-        interpreter = _python313()
-        if interpreter is None:
-            pytest.skip(
-                "the Azure worker checks need Python >= 3.13 (azure-functions-runtime requires "
-                "it) and no python3.13 interpreter was found"
-            )
-        reason = (
-            f"Python 3.13 is at {interpreter} but .venv-azure313 is not built: run "
-            f"`make azure-venv`"
-        )
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    probe = subprocess.run(
-        [python, "-c", "import azure_functions_runtime, azure.functions, redis"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    if probe.returncode != 0:
-        reason = f"{python} lacks the worker packages: {probe.stderr.strip()[-500:]}"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return python
-
-
 def test_the_real_worker_indexes_and_invokes_the_app(
     tmp_path: Path, redis_server: RedisServer
 ) -> None:
-    python = _azure_python()
+    python = azure_python()
     app_dir = tmp_path / "app"
     azure_index.write_app(app_dir)
     azure_index.write_app(app_dir / "refused", azure_index.REFUSED_SOURCE, None)

@@ -25,7 +25,7 @@ func = pytest.importorskip("azure.functions", reason="azure-functions is not ins
 
 from azure.functions.timer import TimerRequest  # noqa: E402
 
-from tests.test_adapter_azure import _azure_python  # noqa: E402
+from tests.platforms.azure_python import azure_python  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO_ROOT / "examples" / "azure"
@@ -178,7 +178,7 @@ def test_the_timer_consumer_blocks_on_the_stream_until_an_order_arrives(
 def test_the_real_worker_indexes_and_invokes_the_example(
     app_dir: Path, server: RedisServer
 ) -> None:
-    python = _azure_python()
+    python = azure_python()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FAASPOOL_", "REDIS_URL"))}
     env.update({"PYTHONPATH": str(REPO_ROOT), "ORDER_WAIT_SECONDS": "0.2"})
     out = subprocess.run(
