@@ -34,6 +34,18 @@ STOP_TIMEOUT = 5.0
 _STRIPPED_ENV = ("AWS_", "REDIS_URL", "FAASPOOL_", "POWERTOOLS_", "_LAMBDA", "_HANDLER")
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """Drops the traceback of a runtime client that hung up while the API shuts down."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, BrokenPipeError | ConnectionResetError):
+            return
+        super().handle_error(request, client_address)
+
+
 @dataclass
 class Outcome:
     """What the runtime posted back for one invocation."""
@@ -94,7 +106,7 @@ class RuntimeAPI:
                 body = self.rfile.read(length) if length else b""
                 api._serve_post(self, body)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
