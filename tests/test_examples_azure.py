@@ -8,7 +8,6 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -19,6 +18,7 @@ import pytest
 
 from tests.platforms import azure_index
 from tests.platforms.azure_index import WorkerLike
+from tests.support.fixtures import copy_example
 from tests.support.server import RedisServer, wait_for
 
 func = pytest.importorskip("azure.functions", reason="azure-functions is not installed")
@@ -28,7 +28,6 @@ from azure.functions.timer import TimerRequest  # noqa: E402
 from tests.platforms.azure_python import azure_python  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = REPO_ROOT / "examples" / "azure"
 FUNCTIONS = ["fulfil", "order", "orders", "product"]
 WAIT = 30.0
 
@@ -36,16 +35,13 @@ Call = Callable[..., tuple[int, Any]]
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[RedisServer]:
-    with RedisServer() as started:
-        yield started
+def server(module_redis_server: RedisServer) -> RedisServer:
+    return module_redis_server
 
 
 @pytest.fixture(scope="module")
 def app_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    target = tmp_path_factory.mktemp("azure-example") / "app"
-    shutil.copytree(EXAMPLE, target, ignore=shutil.ignore_patterns("__pycache__"))
-    return target
+    return copy_example(tmp_path_factory, "azure")
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,26 +13,22 @@ from typing import Any
 import pytest
 
 from tests.platforms.gcf_server import FunctionsFramework
+from tests.support.fixtures import copy_example
 from tests.support.server import RedisServer, wait_for
 
 pytest.importorskip("functions_framework", reason="functions-framework is not installed")
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "gcf"
 WAIT = 30.0
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[RedisServer]:
-    with RedisServer() as started:
-        yield started
+def server(module_redis_server: RedisServer) -> RedisServer:
+    return module_redis_server
 
 
 @pytest.fixture(scope="module")
 def app_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # A copy: the server launcher writes its logs next to the source.
-    target = tmp_path_factory.mktemp("gcf-example") / "app"
-    shutil.copytree(EXAMPLE, target, ignore=shutil.ignore_patterns("__pycache__"))
-    return target
+    return copy_example(tmp_path_factory, "gcf")
 
 
 def serve(app_dir: Path, target: str, server: RedisServer, **env: str) -> FunctionsFramework:

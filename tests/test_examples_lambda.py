@@ -5,7 +5,6 @@ execution environments at once, and the consumer blocking on the stream."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,27 +13,23 @@ from typing import Any
 import pytest
 
 from tests.platforms.lambda_runtime import LambdaFunction, Outcome
+from tests.support.fixtures import copy_example
 from tests.support.server import RedisServer, wait_for
 
 pytest.importorskip("awslambdaric", reason="awslambdaric is not installed (the aws extra)")
 pytest.importorskip("aws_lambda_powertools", reason="aws-lambda-powertools is not installed")
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "lambda"
 WAIT = 30.0
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[RedisServer]:
-    with RedisServer() as started:
-        yield started
+def server(module_redis_server: RedisServer) -> RedisServer:
+    return module_redis_server
 
 
 @pytest.fixture(scope="module")
 def app_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    # A copy: the runtime stand-in writes its logs next to the handler.
-    target = tmp_path_factory.mktemp("lambda-example") / "app"
-    shutil.copytree(EXAMPLE, target, ignore=shutil.ignore_patterns("__pycache__"))
-    return target
+    return copy_example(tmp_path_factory, "lambda")
 
 
 def start(app_dir: Path, handler: str, server: RedisServer, **env: str) -> LambdaFunction:

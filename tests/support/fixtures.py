@@ -7,7 +7,9 @@ Tests always get private servers. Only a test that requests
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,8 +21,10 @@ from tests.support.server import SHARED_PORT, RedisServer
 __all__ = [
     "FaultProxyFactory",
     "RedisServerFactory",
+    "copy_example",
     "external_redis_url",
     "fault_proxy_factory",
+    "module_redis_server",
     "redis_server",
     "redis_server_factory",
 ]
@@ -50,6 +54,27 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture(scope="module")
+def module_redis_server() -> Iterator[RedisServer]:
+    """One private redis-server shared by a module's tests (for apps started once per module)."""
+    server = RedisServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def copy_example(factory: pytest.TempPathFactory, name: str) -> Path:
+    """A private copy of ``examples/<name>``: the local runners write logs beside the source."""
+    target = factory.mktemp(f"{name}-example") / "app"
+    shutil.copytree(EXAMPLES / name, target, ignore=shutil.ignore_patterns("__pycache__"))
+    return target
 
 
 @pytest.fixture
