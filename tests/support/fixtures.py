@@ -45,26 +45,25 @@ def _close_all(closers: list[Callable[[], None]]) -> None:
         raise errors[0]
 
 
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    """A started private redis-server with default options."""
+def _started() -> Iterator[RedisServer]:
     server = RedisServer()
     try:
         server.start()
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A started private redis-server with default options."""
+    yield from _started()
 
 
 @pytest.fixture(scope="module")
 def module_redis_server() -> Iterator[RedisServer]:
     """One private redis-server shared by a module's tests (for apps started once per module)."""
-    server = RedisServer()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.close()
+    yield from _started()
 
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
